@@ -185,6 +185,8 @@ class Run:
         self.cfg = cfg
         self.run_dir = run_dir
         self.device = resolve_device(cfg.device)
+        if cfg.get("threads"):
+            torch.set_num_threads(int(cfg.threads))
         seed_everything(cfg.seed)
         self.shuffle_generator = torch.Generator().manual_seed(cfg.seed)
 
