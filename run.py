@@ -1,9 +1,9 @@
 """Train one paper experiment with one optimizer; the configuration lives in conf/.
 
-    python run.py                                          # MNIST MLP with LOSSGRAD
-    python run.py experiment=cifar_cnn optimizer=sgd optimizer.lr=0.01 epochs=5
-    python run.py -m experiment=cifar_cnn optimizer.c=1.01,1.05,1.1   # a sweep
-    python run.py budget=smoke                             # a few steps on synthetic data
+python run.py                                          # MNIST MLP with LOSSGRAD
+python run.py experiment=cifar_cnn optimizer=sgd optimizer.lr=0.01 epochs=5
+python run.py -m experiment=cifar_cnn optimizer.c=1.01,1.05,1.1   # a sweep
+python run.py budget=smoke                             # a few steps on synthetic data
 """
 
 from __future__ import annotations
