@@ -78,6 +78,10 @@ def check_config(cfg: DictConfig) -> None:
         value = cfg.get(key)
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{key}={value!r}; expected a positive integer or null")
+    threads = cfg.get("threads")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads={threads!r}; expected a positive integer or null")
+    resolve_device(cfg.device)
     if cfg.get("steps_log_every", 1) < 1:
         raise ValueError(f"steps_log_every={cfg.steps_log_every}; expected a positive integer")
     if cfg.precision not in PRECISIONS:

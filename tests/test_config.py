@@ -48,6 +48,8 @@ def test_command_line_values_beat_experiment_and_budget():
         (["optimizer=sgd", "optimizer.lr=-1"], "lr"),
         (["epochs=0"], "epochs=0"),
         (["precision=float8"], "float8"),
+        (["threads=0"], "threads=0"),
+        (["device=tpu"], "tpu"),
         (["optimizer=sgd", "scheduler=multistep"], None),
         (["scheduler=multistep"], "scheduler=multistep"),
     ],
