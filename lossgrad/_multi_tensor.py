@@ -8,7 +8,7 @@ the tensors (``foreach=False``). Nothing here reads a value back to the host.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -131,3 +131,30 @@ def as_scalar_tensor(value: Any, *, dtype: torch.dtype, device: torch.device) ->
     if isinstance(value, Tensor):
         return value.detach().reshape(()).to(device=device, dtype=dtype, copy=True)
     return torch.tensor(float(value), dtype=dtype, device=device)
+
+
+def load_keeping_scalars(
+    optimizer: torch.optim.Optimizer,
+    state_dict: dict[str, Any],
+    keys: tuple[str, ...],
+    load: Callable[[dict[str, Any]], None],
+) -> None:
+    """Runs ``load(state_dict)``, then puts back the saved values of the scalar state ``keys``.
+
+    ``torch.optim.Optimizer.load_state_dict`` casts floating-point state to each parameter's
+    dtype, which would round a scalar such as WNGrad's b to bfloat16 for bfloat16 weights.
+    The values put back are copies of the saved tensors; the optimizer moves them to its
+    scalar dtype and device afterwards.
+    """
+    kept = {
+        (index, key): entry[key]
+        for index, entry in state_dict["state"].items()
+        for key in keys
+        if key in entry
+    }
+    load(state_dict)
+    param_of_index = {}
+    for saved_group, group in zip(state_dict["param_groups"], optimizer.param_groups, strict=True):
+        param_of_index.update(zip(saved_group["params"], group["params"], strict=True))
+    for (index, key), value in kept.items():
+        optimizer.state[param_of_index[index]][key] = value.detach().clone()

@@ -13,6 +13,7 @@ from lossgrad._distributed import average_across_ranks
 from lossgrad._multi_tensor import (
     add_scaled,
     check_hyperparameter,
+    load_keeping_scalars,
     params_with_grad,
     scalar_dtype,
     squared_norm,
@@ -76,7 +77,8 @@ class L4(Optimizer):
         Departures: L4 assumes a non-negative loss; :math:`\eta_t` is clamped at 0 so that a
         negative loss never turns the step into ascent. A step whose loss, gradient or
         :math:`\eta_t` is not finite leaves the weights and :math:`L_{\min}` unchanged and
-        sets ``diagnostics["skipped"]`` to 1. Several parameter groups share :math:`L_{\min}`
+        sets ``diagnostics["skipped"]`` to 1 (non-finite entries of ``p.grad`` are set to 0
+        in place). Several parameter groups share :math:`L_{\min}`
         and :math:`\langle g, v\rangle` (over all parameters); group i steps with
         :math:`\alpha_i`. With ``torch.distributed`` initialised the loss is averaged over
         the ranks of the default process group, so every rank takes the same step.
@@ -143,7 +145,7 @@ class L4(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Loads a state; L_min and the step count are moved to the parameters' device."""
-        super().load_state_dict(state_dict)
+        load_keeping_scalars(self, state_dict, ("min_loss", "step"), super().load_state_dict)
         if self.state.get(self.param_groups[0]["params"][0]):
             self._global_state()
 

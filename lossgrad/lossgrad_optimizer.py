@@ -95,8 +95,9 @@ class LossGrad(Optimizer):
     .. note::
         Degenerate steps, which Algorithm 1 does not cover: if the gradient is zero, or the
         first loss or the gradient is not finite, the weights and h are left as they were and
-        ``diagnostics["skipped"]`` is 1. A non-finite second loss divides h by c. h is kept a
-        positive finite number (an update that would make it 0 or inf is not applied).
+        ``diagnostics["skipped"]`` is 1 (non-finite entries of ``p.grad`` are set to 0 in place
+        on the way). A non-finite second loss divides h by c. h is kept a positive finite
+        number (an update that would make it 0 or inf is not applied).
 
     .. note::
         With ``torch.distributed`` initialised, the two loss values are averaged over all

@@ -12,6 +12,7 @@ from torch.optim import Optimizer
 from lossgrad._multi_tensor import (
     add_scaled,
     check_hyperparameter,
+    load_keeping_scalars,
     params_with_grad,
     scalar_dtype,
     squared_norm,
@@ -67,7 +68,8 @@ class WNGrad(Optimizer):
         Each parameter group keeps its own :math:`b` from the gradient of its own parameters
         (one group, the default, is the paper's single scalar). A gradient that is not finite
         (or whose squared norm overflows) leaves the group's weights and b unchanged and
-        sets ``diagnostics["skipped"]`` to 1.
+        sets ``diagnostics["skipped"]`` to 1; its non-finite entries in ``p.grad`` are set
+        to 0 in place.
     """
 
     def __init__(
@@ -105,7 +107,7 @@ class WNGrad(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Loads a state; each b is moved to its group's device and scalar dtype."""
-        super().load_state_dict(state_dict)
+        load_keeping_scalars(self, state_dict, ("b",), super().load_state_dict)
         for group in self.param_groups:
             state = self.state.get(group["params"][0], {})
             if "b" in state:
