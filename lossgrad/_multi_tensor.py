@@ -110,12 +110,15 @@ def add_scaled(params: list[Tensor], grads: list[Tensor], scale: Tensor, *, fore
             local_scale = scale if scale.device == bucket_device else scale.to(bucket_device)
             bucket_params = [params[i] for i in indices]
             bucket_grads = [grads[i] for i in indices]
-            if bucket_device.type == "cpu":
-                # One pass over each tensor; on CPU the list kernels loop over tensors anyway.
-                torch._foreach_addcmul_(bucket_params, bucket_grads, [local_scale] * len(indices))
-            else:
+            fused = bucket_device.type != "cpu" and all(
+                g.dtype == local_scale.dtype for g in bucket_grads
+            )
+            if fused:
                 # Fused list kernels on accelerators: scaled copies, then one addition.
                 torch._foreach_add_(bucket_params, torch._foreach_mul(bucket_grads, local_scale))
+            else:
+                # One pass over each tensor (on the CPU the list kernels loop over tensors).
+                torch._foreach_addcmul_(bucket_params, bucket_grads, [local_scale] * len(indices))
         return
     for p, g in zip(params, grads, strict=True):
         p.addcmul_(g, scale if scale.device == p.device else scale.to(p.device))

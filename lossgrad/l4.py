@@ -130,24 +130,26 @@ class L4(Optimizer):
                     )
         super().add_param_group(param_group)
 
-    def _global_state(self) -> dict[str, Any]:
+    def _global_state(self, *, recast: bool = False) -> dict[str, Any]:
         # L_min and the step count live in the state of the first parameter.
         first = self.param_groups[0]["params"][0]
         state = self.state[first]
-        dtype = scalar_dtype(p for group in self.param_groups for p in group["params"])
-        for key in ("min_loss", "step"):
-            value = state.get(key)
-            if value is None:
-                state[key] = torch.zeros((), dtype=dtype, device=first.device)
-            elif value.device != first.device or value.dtype != dtype:
-                state[key] = value.to(device=first.device, dtype=dtype)
+        current = state.get("min_loss")
+        if current is None or recast or current.device != first.device:
+            dtype = scalar_dtype(p for group in self.param_groups for p in group["params"])
+            for key in ("min_loss", "step"):
+                value = state.get(key)
+                if value is None:
+                    state[key] = torch.zeros((), dtype=dtype, device=first.device)
+                else:
+                    state[key] = value.to(device=first.device, dtype=dtype)
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Loads a state; L_min and the step count are moved to the parameters' device."""
         load_keeping_scalars(self, state_dict, ("min_loss", "step"), super().load_state_dict)
         if self.state.get(self.param_groups[0]["params"][0]):
-            self._global_state()
+            self._global_state(recast=True)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:

@@ -196,9 +196,9 @@ class LossGrad(Optimizer):
         groups = self.param_groups
         step_sizes = [self._current_step_size(group) for group in groups]
         device = groups[0]["params"][0].device
-        dtype = (
-            torch.float64 if any(h.dtype == torch.float64 for h in step_sizes) else (torch.float32)
-        )
+        # Scalars are float64 if any group's h is (float64 weights), else float32.
+        wide = any(h.dtype == torch.float64 for h in step_sizes)
+        dtype = torch.float64 if wide else torch.float32
         cuda_devices = {
             p.device for group in groups for p in group["params"] if p.device.type == "cuda"
         }
