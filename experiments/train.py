@@ -90,7 +90,13 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"data.batch_size={cfg.data.batch_size}; expected a positive integer")
     # Building the optimizer on a stand-in parameter runs its own argument checks before any
     # data is read.
-    probe = build_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))], model=None)
+    try:
+        probe = build_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))], model=None)
+    except ValueError as error:
+        settings = {k: v for k, v in _without_name(cfg.optimizer).items() if k[0] != "_"}
+        raise ValueError(
+            f"optimizer={cfg.optimizer.name} rejects its settings {settings}: {error}"
+        ) from error
     if takes_loss_closure(probe) and cfg.scheduler.get("_target_"):
         raise ValueError(
             f"scheduler={cfg.scheduler.name} cannot drive optimizer={cfg.optimizer.name}, "
