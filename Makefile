@@ -7,6 +7,8 @@ DATA_ROOT ?= $(if $(wildcard ../shared/data/MNIST),$(abspath ../shared/data),dat
 PYTEST_ARGS ?=
 
 .PHONY: setup run test test-all lint format bench paper clean
+.PHONY: paper-table1 paper-table2 paper-table3 paper-table4 paper-table5 paper-table6
+.PHONY: paper-figure3 paper-figure4 paper-quadratic
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +38,20 @@ format: setup
 
 bench: setup  ## optimizer step cost side by side (prints ratios)
 	$(PY) -m scripts.bench_optimizers
+
+# The paper's tables and figures: runs what is missing, then writes results/paper/. Options go
+# in PAPER_ARGS, e.g. make paper PAPER_ARGS="budget=smoke seeds=1" (see scripts/paper.py).
+paper: setup  ## every table and figure of the paper
+	$(PY) -m scripts.paper all data.root=$(DATA_ROOT) $(PAPER_ARGS)
+
+paper-table1 paper-table2 paper-table3 paper-table4 paper-table5 paper-table6: paper-table%: setup
+	$(PY) -m scripts.paper table=$* data.root=$(DATA_ROOT) $(PAPER_ARGS)
+
+paper-figure3 paper-figure4: paper-figure%: setup
+	$(PY) -m scripts.paper figure=$* data.root=$(DATA_ROOT) $(PAPER_ARGS)
+
+paper-quadratic: setup  ## Section 3's figure on 2-D quadratics (no training runs)
+	$(PY) -m scripts.paper figure=quadratic $(PAPER_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

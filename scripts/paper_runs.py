@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -325,6 +326,12 @@ def launch_command(spec: Spec, row: RowRuns, seeds: list[int], options: Options)
     return command
 
 
+def run_command(command: list[str]) -> int:
+    """Runs one launch command from the repository root; returns its exit status."""
+    env = dict(os.environ, HYDRA_FULL_ERROR="1")
+    return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+
+
 def collect(spec: Spec, options: Options) -> tuple[list[RowRuns], list[str]]:
     """Matches every row of ``spec`` with saved runs, launches the missing seeds (unless
     ``options.dry_run``) and matches again.
@@ -345,17 +352,14 @@ def collect(spec: Spec, options: Options) -> tuple[list[RowRuns], list[str]]:
         return rows, problems
     for row, seeds in launches:
         command = launch_command(spec, row, seeds, options)
-        shown = " ".join(command[1:])
+        shown = shlex.join(command[1:])
         if options.dry_run:
             print(f"python {shown}")
             continue
         log.info("%s row %r: running seeds %s: python %s", spec.key, row.row.name, seeds, shown)
-        env = dict(os.environ, HYDRA_FULL_ERROR="1")
-        result = subprocess.run(command, cwd=ROOT, env=env, check=False)
-        if result.returncode != 0:
-            problems.append(
-                f"{spec.key} row {row.row.name!r}: run.py exited with {result.returncode}"
-            )
+        returncode = run_command(command)
+        if returncode != 0:
+            problems.append(f"{spec.key} row {row.row.name!r}: run.py exited with {returncode}")
     if options.dry_run:
         return rows, problems
     records = scan_runs(folder)
