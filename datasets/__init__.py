@@ -7,7 +7,7 @@ import logging
 import torch
 from omegaconf import DictConfig
 
-from datasets import registry, vision  # noqa: F401  (importing registers the data sets)
+from datasets import celeba, imdb, registry, vision  # noqa: F401  (importing registers them)
 from datasets.batches import TensorBatches
 from datasets.registry import DataNotFoundError, DataSplits
 from datasets.transforms import build_transforms
