@@ -1,8 +1,10 @@
-"""Tensor-list helpers shared by the optimizers of this package.
+"""Helpers shared by the optimizers of this package.
 
-Every helper works on lists of parameters or gradients and has two paths that compute the same
-thing: the multi-tensor ``torch._foreach_*`` kernels (``foreach=True``) and a plain loop over
-the tensors (``foreach=False``). Nothing here reads a value back to the host.
+The tensor-list helpers used inside ``step`` (squared norms, weight decay, the masked update)
+each have two paths that compute the same thing: the multi-tensor ``torch._foreach_*``
+kernels (``foreach=True``) and a plain loop over the tensors (``foreach=False``); none of
+them reads a value back to the host. The others check arguments and load state, outside
+``step``.
 """
 
 from __future__ import annotations
@@ -93,8 +95,10 @@ def with_weight_decay(
     return [g.add(p, alpha=weight_decay) for g, p in zip(grads, params, strict=True)]
 
 
-def add_scaled(params: list[Tensor], grads: list[Tensor], scale: Tensor, *, foreach: bool) -> None:
-    """θ ← θ + scale·g in place, after replacing non-finite entries of g by 0 (in place too).
+def subtract_scaled(
+    params: list[Tensor], grads: list[Tensor], scale: Tensor, *, foreach: bool
+) -> None:
+    """θ ← θ − scale·g in place, after replacing non-finite entries of g by 0 (in place too).
 
     ``scale`` is a 0-dim tensor. Callers set it to 0 for a step they skip; zeroing the
     non-finite entries of g first is what keeps the weights exactly unchanged in that case
@@ -114,14 +118,15 @@ def add_scaled(params: list[Tensor], grads: list[Tensor], scale: Tensor, *, fore
                 g.dtype == local_scale.dtype for g in bucket_grads
             )
             if fused:
-                # Fused list kernels on accelerators: scaled copies, then one addition.
-                torch._foreach_add_(bucket_params, torch._foreach_mul(bucket_grads, local_scale))
+                # Fused list kernels on accelerators: scaled copies, then one subtraction.
+                torch._foreach_sub_(bucket_params, torch._foreach_mul(bucket_grads, local_scale))
             else:
                 # One pass over each tensor (on the CPU the list kernels loop over tensors).
-                torch._foreach_addcmul_(bucket_params, bucket_grads, [local_scale] * len(indices))
+                scales = [local_scale] * len(indices)
+                torch._foreach_addcmul_(bucket_params, bucket_grads, scales, value=-1)
         return
     for p, g in zip(params, grads, strict=True):
-        p.addcmul_(g, scale if scale.device == p.device else scale.to(p.device))
+        p.addcmul_(g, scale if scale.device == p.device else scale.to(p.device), value=-1)
 
 
 def scalar_dtype(params: Iterable[Tensor]) -> torch.dtype:

@@ -11,12 +11,12 @@ from torch.optim import Optimizer
 
 from lossgrad._distributed import average_across_ranks
 from lossgrad._multi_tensor import (
-    add_scaled,
     check_hyperparameter,
     load_keeping_scalars,
     params_with_grad,
     scalar_dtype,
     squared_norm,
+    subtract_scaled,
     with_weight_decay,
 )
 
@@ -195,8 +195,8 @@ class L4(Optimizer):
         unit_step = unit_step.clamp_min(0.0)
         taken = torch.isfinite(loss_value + grad_sq) & torch.isfinite(unit_step)
         for params, grads, foreach, alpha in steps:
-            scale = torch.where(taken, unit_step * -alpha, 0.0)
-            add_scaled(params, grads, scale, foreach=foreach)
+            scale = torch.where(taken, unit_step * alpha, 0.0)
+            subtract_scaled(params, grads, scale, foreach=foreach)
         min_loss.copy_(torch.where(taken, min_used * (1.0 + 1.0 / shared["tau"]), min_loss))
         step_count.add_(taken.to(dtype))
 

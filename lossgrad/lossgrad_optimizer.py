@@ -3,6 +3,7 @@ curvature measured by one extra loss evaluation per step."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -13,12 +14,12 @@ from torch.optim import Optimizer
 from lossgrad._distributed import average_across_ranks
 from lossgrad._evaluation import GeneratorStates, RunningStatistics
 from lossgrad._multi_tensor import (
-    add_scaled,
     as_scalar_tensor,
     check_hyperparameter,
     params_with_grad,
     scalar_dtype,
     squared_norm,
+    subtract_scaled,
     with_weight_decay,
 )
 
@@ -96,8 +97,10 @@ class LossGrad(Optimizer):
         Degenerate steps, which Algorithm 1 does not cover: if the gradient is zero, or the
         first loss or the gradient is not finite, the weights and h are left as they were and
         ``diagnostics["skipped"]`` is 1 (non-finite entries of ``p.grad`` are set to 0 in place
-        on the way). A non-finite second loss divides h by c. h is kept a positive finite
-        number (an update that would make it 0 or inf is not applied).
+        on the way). A non-finite second loss divides h by c. h is clamped to the positive
+        normal range of its dtype, so it never becomes 0, inf or nan. The decision
+        :math:`r_h \le 1/2` is evaluated as :math:`\textit{actual} \le f - h\lVert g\rVert^2/2`,
+        the same test without a division.
 
     .. note::
         With ``torch.distributed`` initialised, the two loss values are averaged over all
@@ -128,14 +131,44 @@ class LossGrad(Optimizer):
         defaults = {"lr": lr, "c": c, "weight_decay": weight_decay, "foreach": foreach}
         super().__init__(params, defaults)
         self.model = model
-        self.diagnostics: dict[str, Tensor] = {}
+        self._last_step: dict[str, Tensor] = {}
+        self._diagnostics: dict[str, Tensor] | None = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("model", None)
-        self.__dict__.setdefault("diagnostics", {})
+        self.__dict__.setdefault("_last_step", {})
+        self.__dict__.setdefault("_diagnostics", None)
         for group in self.param_groups:
             group.setdefault("foreach", None)
+
+    @property
+    def diagnostics(self) -> dict[str, Tensor]:
+        r"""The last step, as 0-dim tensors on the parameters' device (empty before a step).
+
+        Keys: ``lr`` (the h of group 0 that the step used; 0 if it was skipped), ``loss`` (f)
+        and ``loss_after`` (actual), with the weight-decay penalty if any; ``ratio``
+        (:math:`r_h`; nan if skipped), ``grad_sq`` (:math:`\lVert g\rVert^2` over all
+        groups) and ``skipped`` (1.0 if the step was skipped as degenerate, else 0.0).
+        They are computed on first access after a step; reading a value (``float``,
+        ``.item()``) is what waits for the device.
+        """
+        if self._diagnostics is None:
+            last = self._last_step
+            if not last:
+                return {}
+            taken, prediction = last["taken"], last["prediction"]
+            change = last["loss_after"] - last["loss"] + prediction
+            ratio = change / torch.where(taken, prediction, 1.0)
+            self._diagnostics = {
+                "lr": torch.where(taken, last["h"].to(taken.device), 0.0),
+                "loss": last["loss"],
+                "loss_after": last["loss_after"],
+                "ratio": torch.where(taken, ratio, math.nan),
+                "grad_sq": last["grad_sq"],
+                "skipped": (~taken).to(prediction.dtype),
+            }
+        return self._diagnostics
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Adds a group; its ``lr`` becomes the group's own 0-dim step-size tensor."""
@@ -229,8 +262,8 @@ class LossGrad(Optimizer):
         # A step is taken only if f and the prediction are finite and the prediction is > 0.
         taken = torch.isfinite(loss_before + prediction) & (prediction > 0)
         for (params, grads, foreach, _), h in zip(steps, step_sizes, strict=True):
-            scale = torch.where(taken.to(h.device), -h, 0.0)
-            add_scaled(params, grads, scale, foreach=foreach)
+            # h is finite and positive, so h·taken is h or exactly 0.
+            subtract_scaled(params, grads, h * taken.to(h.device), foreach=foreach)
 
         # Second evaluation of the same function: same random draws, statistics kept.
         statistics = RunningStatistics(self.model) if self.model is not None else None
@@ -246,22 +279,24 @@ class LossGrad(Optimizer):
                 penalty = squared_norm(params, dtype=dtype, device=device, foreach=foreach)
                 loss_after = loss_after + (weight_decay / 2) * penalty
 
-        ratio = (loss_after - loss_before + prediction) / torch.where(taken, prediction, 1.0)
-        grow = (ratio <= 0.5) & torch.isfinite(loss_after)
-        lr_used = torch.where(taken.to(step_sizes[0].device), step_sizes[0], 0.0)
+        # r_h <= 1/2  <=>  actual <= f - prediction/2 (prediction > 0): no division needed.
+        # A non-finite second loss (nan, +inf, -inf) counts as r_h > 1/2.
+        threshold = torch.add(loss_before, prediction, alpha=-0.5)
+        grow = (loss_after <= threshold) & (loss_after > -math.inf)
+        first_h = step_sizes[0].clone()
         for group, h in zip(groups, step_sizes, strict=True):
-            c = group["c"]
-            local_grow, local_taken = grow.to(h.device), taken.to(h.device)
-            candidate = torch.where(local_grow, h * c, h / c)
-            accept = local_taken & torch.isfinite(candidate) & (candidate > 0)
-            h.copy_(torch.where(accept, candidate, h))
+            c, limits = group["c"], torch.finfo(h.dtype)
+            candidate = torch.where(grow.to(h.device), h * c, h / c)
+            candidate = torch.where(taken.to(h.device), candidate, h)
+            h.copy_(candidate.clamp_(limits.tiny, limits.max))
 
-        self.diagnostics = {
-            "lr": lr_used,
+        self._last_step = {
+            "h": first_h,
+            "taken": taken,
             "loss": loss_before,
             "loss_after": loss_after,
-            "ratio": torch.where(taken, ratio, float("nan")),
+            "prediction": prediction,
             "grad_sq": grad_sq,
-            "skipped": (~taken).to(dtype),
         }
+        self._diagnostics = None
         return loss.detach()

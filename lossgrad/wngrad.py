@@ -10,12 +10,12 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from lossgrad._multi_tensor import (
-    add_scaled,
     check_hyperparameter,
     load_keeping_scalars,
     params_with_grad,
     scalar_dtype,
     squared_norm,
+    subtract_scaled,
     with_weight_decay,
 )
 
@@ -158,7 +158,7 @@ class WNGrad(Optimizer):
             b_next = b + (eta * eta) * grad_sq / b
             taken = torch.isfinite(b_next)
             step_size = eta / b_next
-            add_scaled(params, grads, torch.where(taken, -step_size, 0.0), foreach=foreach)
+            subtract_scaled(params, grads, torch.where(taken, step_size, 0.0), foreach=foreach)
             b.copy_(torch.where(taken, b_next, b))
             grad_sqs.append(grad_sq)
             skipped.append(~taken)
