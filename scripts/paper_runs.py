@@ -20,6 +20,7 @@ Diverged runs are results (the method diverged) and are not launched again.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -238,8 +239,6 @@ def _status(metrics: dict | None) -> str:
 
 def scan_runs(folder: Path) -> list[RunRecord]:
     """Every run under ``folder`` that saved a ``config.yaml``."""
-    import json
-
     records = []
     for config_path in sorted(Path(folder).rglob("config.yaml")):
         if config_path.parent.name == ".hydra":

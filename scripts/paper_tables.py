@@ -47,11 +47,12 @@ def budget_label(options: Options) -> str:
 
 
 def _absent_reason(row: RowRuns) -> str:
-    statuses = {run.status if run else "missing" for run in row.runs.values()}
-    for reason in (DIVERGED, "failed", "interrupted", "incomplete"):
-        if reason in statuses:
-            return "failed" if reason in ("interrupted", "incomplete") else reason
-    return "missing"
+    """Why a row has no completed run: ``diverged`` when a seed diverged, else ``failed`` when a
+    run failed, was interrupted or never finished, else ``missing``."""
+    statuses = {run.status for run in row.runs.values() if run is not None}
+    if DIVERGED in statuses:
+        return DIVERGED
+    return "failed" if statuses - {COMPLETED} else "missing"
 
 
 def aggregate(spec: Spec, rows: list[RowRuns], reference: dict) -> list[Cell]:
