@@ -195,8 +195,6 @@ class Run:
         self.cfg = cfg
         self.run_dir = run_dir
         self.device = resolve_device(cfg.device)
-        if cfg.get("threads"):
-            torch.set_num_threads(int(cfg.threads))
         seed_everything(cfg.seed)
         self.shuffle_generator = torch.Generator().manual_seed(cfg.seed)
 
@@ -429,6 +427,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             log.info("%s is already completed; skipping (skip_completed=false reruns it)", run_dir)
             return previous
     check_config(cfg)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     run_dir.mkdir(parents=True, exist_ok=True)
     io.write_text(run_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
     metrics = _base_metrics(cfg, str(resolve_device(cfg.device)))
