@@ -19,12 +19,13 @@ By default the clock is the CPU time of this process (``time.process_time``), wh
 the work done and not the time spent waiting for a core that other jobs hold; on a quiet
 machine it equals the wall time. ``--clock wall`` times wall-clock seconds instead.
 
-    python -m scripts.bench_optimizers --repeats 15
+    python -m scripts.bench_optimizers --repeats 30
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import shlex
 import statistics
 import sys
@@ -102,49 +103,69 @@ class NaiveLossGrad:
         return loss
 
 
-def make_step(variant: str, model: nn.Module, x: Tensor, y: Tensor) -> Callable[[], None]:
-    """One training step of ``variant`` on the fixed batch (x, y), as a function."""
+class Variant:
+    """One way to take a training step on a fixed batch, restartable from the same state.
 
-    def closure() -> Tensor:
-        return F.cross_entropy(model(x), y)
+    Every round restarts from the initial weights and step size: the timings should not
+    depend on how far training has gone (on a fixed batch LOSSGRAD's h grows by orders of
+    magnitude within a few hundred steps, the loss reaches 0 and the arithmetic meets
+    subnormal numbers, which slow a CPU down).
+    """
 
-    params = list(model.parameters())
-    if variant in ("sgd", "floor"):
-        sgd = torch.optim.SGD(params, lr=0.01)
-        extra_forward = variant == "floor"
+    def __init__(self, name: str, model: nn.Module, x: Tensor, y: Tensor) -> None:
+        self.name, self.model, self.x, self.y = name, model, x, y
+        self.initial_weights = copy.deepcopy(model.state_dict())
+        params = list(model.parameters())
+        if name in ("sgd", "floor"):
+            self.optimizer = torch.optim.SGD(params, lr=0.01)
+        elif name == "lossgrad":
+            self.optimizer = LossGrad(params)
+        else:
+            self.optimizer = NaiveLossGrad(params)
+        self.restart()
 
-        def sgd_step() -> None:
-            sgd.zero_grad(set_to_none=True)
-            closure().backward()
-            sgd.step()
-            if extra_forward:
-                with torch.no_grad():
-                    closure()
+    def restart(self) -> None:
+        self.model.load_state_dict(self.initial_weights)
+        if isinstance(self.optimizer, LossGrad):
+            self.optimizer.param_groups[0]["lr"].fill_(1e-4)
+        elif isinstance(self.optimizer, NaiveLossGrad):
+            self.optimizer.h = 1e-4
 
-        return sgd_step
-    optimizer = LossGrad(params) if variant == "lossgrad" else NaiveLossGrad(params)
-    return lambda: optimizer.step(closure)
+    def closure(self) -> Tensor:
+        return F.cross_entropy(self.model(self.x), self.y)
+
+    def step(self) -> None:
+        if self.name in ("lossgrad", "naive"):
+            self.optimizer.step(self.closure)
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        self.closure().backward()
+        self.optimizer.step()
+        if self.name == "floor":
+            with torch.no_grad():
+                self.closure()
 
 
 def time_model(name: str, args: argparse.Namespace) -> dict[str, list[float]]:
     """Seconds per step of every variant, one entry per timed round."""
     build, shape = MODELS[name]
-    steps = {}
+    variants = {}
     for variant in VARIANTS:
         torch.manual_seed(args.seed)
         model = build()
         x = torch.randn(args.batch, *shape)
         y = torch.randint(0, 10, (args.batch,))
-        steps[variant] = make_step(variant, model, x, y)
+        variants[variant] = Variant(variant, model, x, y)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for round_index in range(args.warmup + args.repeats):
         shift = round_index % len(VARIANTS)
         for variant in VARIANTS[shift:] + VARIANTS[:shift]:
-            step = steps[variant]
+            runner = variants[variant]
+            runner.restart()
             start = clock()
             for _ in range(args.steps):
-                step()
+                runner.step()
             elapsed = (clock() - start) / args.steps
             if round_index >= args.warmup:
                 times[variant].append(elapsed)
@@ -183,9 +204,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "LOSSGRAD, interleaved in one run on the CPU.",
     )
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["mlp", "cnn"])
-    parser.add_argument("--repeats", type=int, default=15, help="timed rounds (default: 15)")
+    parser.add_argument("--repeats", type=int, default=30, help="timed rounds (default: 30)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds (default: 2)")
-    parser.add_argument("--steps", type=int, default=10, help="steps per round (default: 10)")
+    parser.add_argument("--steps", type=int, default=5, help="steps per round (default: 5)")
     parser.add_argument("--batch", type=int, default=100, help="batch size (default: 100)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     parser.add_argument(

@@ -177,3 +177,17 @@ def test_state_dict_round_trip_continues_the_same_trajectory():
         assert restored.diagnostics["min_loss"].item() == optimizer.diagnostics["min_loss"].item()
     for a, b in zip(model.parameters(), clone.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_load_state_dict_onto_another_device():
+    # The meta device stands in for an accelerator: L_min must follow the parameters there.
+    model = small_mlp()
+    x, y = batch()
+    optimizer = L4(model.parameters())
+    optimizer.step(lambda: F.cross_entropy(model(x), y))
+    with torch.device("meta"):
+        moved = small_mlp()
+    loaded = L4(moved.parameters())
+    loaded.load_state_dict(optimizer.state_dict())
+    state = loaded.state[next(moved.parameters())]
+    assert state["min_loss"].device.type == "meta" and state["step"].device.type == "meta"

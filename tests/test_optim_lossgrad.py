@@ -410,3 +410,15 @@ def test_state_saved_on_cuda_loads_on_cpu():
     cpu_optimizer.load_state_dict(saved)
     assert cpu_optimizer.param_groups[0]["lr"].device.type == "cpu"
     assert h_of(cpu_optimizer) == pytest.approx(h_of(optimizer))
+
+
+def test_load_state_dict_onto_another_device():
+    # The meta device stands in for an accelerator: h must follow the parameters there.
+    saved = LossGrad(small_mlp().parameters(), lr=0.25).state_dict()
+    with torch.device("meta"):
+        model = small_mlp()
+    optimizer = LossGrad(model.parameters())
+    assert optimizer.param_groups[0]["lr"].device.type == "meta"
+    optimizer.load_state_dict(saved)
+    h = optimizer.param_groups[0]["lr"]
+    assert h.device.type == "meta" and h.dtype == torch.float64

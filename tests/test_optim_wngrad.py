@@ -199,3 +199,16 @@ def test_b_keeps_its_precision_when_loaded_for_low_precision_parameters():
     b = loaded.state[next(half.parameters())]["b"]
     assert b.dtype == torch.float32
     assert b.item() == pytest.approx(optimizer.diagnostics["b"].item(), rel=1e-6)
+
+
+def test_load_state_dict_onto_another_device():
+    # The meta device stands in for an accelerator: b must follow the parameters there.
+    model = small_mlp()
+    x, y = batch()
+    optimizer = WNGrad(model.parameters())
+    train_step(model, optimizer, x, y)
+    with torch.device("meta"):
+        moved = small_mlp()
+    loaded = WNGrad(moved.parameters())
+    loaded.load_state_dict(optimizer.state_dict())
+    assert loaded.state[next(moved.parameters())]["b"].device.type == "meta"
