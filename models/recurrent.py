@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 PAD_INDEX = 0
 
 
 class BiLSTMClassifier(nn.Module):
-    """Embedding -> 1-layer BiLSTM over the packed (unpadded) sequences -> linear -> 1 logit.
+    """Embedding -> 1-layer BiLSTM over the real (unpadded) tokens -> linear -> 1 logit.
 
     Args:
         vocab_size: rows of the embedding, special tokens included (``<pad>`` is row 0).
@@ -22,13 +21,19 @@ class BiLSTMClassifier(nn.Module):
             (GloVe vectors); None keeps PyTorch's N(0, 1) initialisation.
         freeze_embedding: keep the embedding fixed during training.
 
-    ``forward(tokens, lengths)`` takes padded token ids (batch, length) and the number of real
-    tokens of each row; the LSTM reads only the real tokens (``pack_padded_sequence``), so the
-    padding never reaches the classifier.
+    ``forward(tokens, lengths)`` takes padded token ids (batch, length), padding at the end,
+    and the number of real tokens of each row. The features are the final hidden states of
+    both directions, each taken after the direction has read exactly the real tokens, as
+    with packed sequences (``pack_padded_sequence``): the forward LSTM's state at the last
+    real token, and that of the backward LSTM, which reads every review reversed within its
+    length, at the first.
 
     .. note::
-        Packing needs the lengths on the CPU, which costs one device-to-host copy per batch
-        when training on a GPU.
+        The two directions are two ``nn.LSTM`` run on padded batches rather than one
+        bidirectional ``nn.LSTM`` on a ``PackedSequence``; the result is the same (a test
+        checks it against packing), but PyTorch's packed LSTM is many times slower, most of
+        all in the backward pass and for long sequences (pytorch/pytorch#149194). Each batch
+        is cut to its longest review, which reads that length back to the host once.
     """
 
     def __init__(
@@ -56,15 +61,27 @@ class BiLSTMClassifier(nn.Module):
             with torch.no_grad():
                 self.embedding.weight.copy_(pretrained_embedding)
         self.embedding.weight.requires_grad_(not freeze_embedding)
-        self.lstm = nn.LSTM(embedding_dim, hidden_size, batch_first=True, bidirectional=True)
+        self.forward_lstm = nn.LSTM(embedding_dim, hidden_size, batch_first=True)
+        self.backward_lstm = nn.LSTM(embedding_dim, hidden_size, batch_first=True)
         self.classifier = nn.Linear(2 * hidden_size, 1)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        embedded = self.embedding(tokens)
-        packed = pack_padded_sequence(
-            embedded, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+    def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The concatenated final hidden states of both directions, (batch, 2·hidden)."""
+        lengths = lengths.clamp(min=1, max=tokens.shape[1])
+        tokens = tokens[:, : int(lengths.max())]
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        # Each review reversed within its length; the padding stays at the end.
+        last = (lengths - 1)[:, None]
+        reversed_index = torch.where(positions < lengths[:, None], last - positions, positions)
+        reversed_tokens = tokens.gather(1, reversed_index)
+        forward_states, _ = self.forward_lstm(self.embedding(tokens))
+        backward_states, _ = self.backward_lstm(self.embedding(reversed_tokens))
+        # An LSTM's output at step t depends on steps <= t only, so the padding after the
+        # last real token does not reach the state read here.
+        index = last[:, :, None].expand(-1, 1, forward_states.shape[2])
+        return torch.cat(
+            [forward_states.gather(1, index)[:, 0], backward_states.gather(1, index)[:, 0]], dim=1
         )
-        _, (final_hidden, _) = self.lstm(packed)
-        # final_hidden: (2 directions, batch, hidden); forward's last step and backward's first.
-        features = torch.cat([final_hidden[0], final_hidden[1]], dim=1)
-        return self.classifier(features).squeeze(1)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(tokens, lengths)).squeeze(1)

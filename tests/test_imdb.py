@@ -265,3 +265,47 @@ def test_real_imdb_tarball_counts(shared_data, cache_dir):
     # A random subset (the stored order is shuffled) is close to balanced.
     assert 400 < int(splits.train[2][:1000].sum()) < 600
     assert len(splits.info["vocabulary"]) == 25002
+
+
+# The model
+
+
+def test_bilstm_features_equal_a_packed_bidirectional_lstm():
+    from torch import nn
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from models.recurrent import BiLSTMClassifier
+
+    torch.manual_seed(0)
+    model = BiLSTMClassifier(vocab_size=30, embedding_dim=5, hidden_size=7).double()
+    packed_lstm = nn.LSTM(5, 7, batch_first=True, bidirectional=True).double()
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(packed_lstm, name).copy_(getattr(model.forward_lstm, name))
+            getattr(packed_lstm, f"{name}_reverse").copy_(getattr(model.backward_lstm, name))
+    lengths = torch.tensor([9, 1, 4, 6])
+    tokens = torch.randint(2, 30, (4, 12))
+    tokens[torch.arange(12) >= lengths[:, None]] = 0
+
+    features = model.features(tokens, lengths)
+    packed = pack_padded_sequence(
+        model.embedding(tokens), lengths, batch_first=True, enforce_sorted=False
+    )
+    _, (final, _) = packed_lstm(packed)
+    torch.testing.assert_close(features, torch.cat([final[0], final[1]], dim=1))
+    # Padding content and width do not matter.
+    wider = torch.cat([tokens, torch.randint(2, 30, (4, 5))], dim=1)
+    torch.testing.assert_close(model.features(wider, lengths), features)
+
+
+def test_bilstm_takes_a_pretrained_matrix_and_can_freeze_it():
+    from models.recurrent import BiLSTMClassifier
+
+    matrix = torch.randn(10, 4)
+    model = BiLSTMClassifier(10, 4, 3, pretrained_embedding=matrix, freeze_embedding=True)
+    assert torch.equal(model.embedding.weight, matrix)
+    assert not model.embedding.weight.requires_grad
+    logits = model(torch.randint(0, 10, (2, 5)), torch.tensor([5, 2]))
+    assert logits.shape == (2,)
+    with pytest.raises(ValueError, match="expected \\(vocab_size, embedding_dim\\)"):
+        BiLSTMClassifier(10, 5, 3, pretrained_embedding=matrix)
