@@ -7,13 +7,16 @@ the results beside the paper's numbers.
     python -m scripts.paper table=2 budget=smoke seeds=1    # the whole pipeline in seconds
     python -m scripts.paper table=1 epochs=10 threads=1     # a reduced budget, stated as such
     python -m scripts.paper table=4 launcher=joblib         # seeds of a row in parallel
+    python -m scripts.paper table=1 seeds=1 parallel_rows=2 threads=1  # two rows at a time
     python -m scripts.paper table=4 launcher=submitit_slurm hydra.launcher.partition=gpu
     python -m scripts.paper table=2 dry_run=true  # print the run.py commands only
 
 Options: ``table=N`` (1-6, or a comma list), ``figure=3|4|quadratic`` (or a comma list),
 ``all``; ``seeds=N`` (seeds 0 … N−1, default 3); ``budget=`` (a conf/budget/ entry, default
 paper); ``launcher=basic|joblib|submitit_slurm|...`` (a hydra/launcher entry, default basic);
-``results_dir=`` (default results); ``dry_run=true``. Any other ``key=value`` is an override
+``results_dir=`` (default results); ``dry_run=true``; ``parallel_rows=N`` (launch N rows'
+multiruns at the same time, default 1: with ``seeds=1`` and ``threads=1`` it fills a CPU's
+cores). Any other ``key=value`` is an override
 passed to every run (``epochs=10``, ``data.root=...``, ``threads=1``, ``hydra.launcher.n_jobs=2``)
 and recorded in the table's header; one that can change a result also enters the ``budget``
 column of the CSV.
@@ -78,6 +81,13 @@ def parse_args(argv: list[str]) -> tuple[list[str], Options]:
             if not value:
                 raise ValueError(f"{key}= needs a value")
             settings[key] = value
+        elif key == "parallel_rows":
+            if not value.isdigit() or int(value) < 1:
+                raise ValueError(
+                    f"parallel_rows={value!r}; expected a positive integer "
+                    "(how many rows are launched at the same time)"
+                )
+            settings[key] = int(value)
         elif key == "results_dir":
             settings[key] = Path(value).expanduser().resolve()
         elif key == "dry_run":

@@ -12,7 +12,8 @@ Matching never guesses folder names. For each row the script composes the config
 
 Per (row, seed) the best matching run counts: completed, else diverged, else failed or
 interrupted, else one without ``metrics.json`` (started but never finished). Seeds without a
-completed or diverged run are launched with one Hydra multirun per row,
+completed or diverged run are launched with one Hydra multirun per row (``parallel_rows`` of
+them at a time),
 ``python run.py -m <overrides> seed=<seeds> budget=<budget> results_dir=<dir>``, so that
 ``hydra/launcher=joblib`` or ``submitit_slurm`` applies; ``run.py`` itself skips completed runs.
 Diverged runs are results (the method diverged) and are not launched again.
@@ -26,6 +27,7 @@ import os
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,9 @@ class Options:
             written (``<results_dir>/paper``).
         extra: further overrides passed to every run, such as ``epochs=10`` or ``threads=1``.
         dry_run: print the launch commands instead of running them, and write nothing.
+        parallel_rows: how many rows' multiruns are launched at the same time (1: one row
+            after the other). With ``seeds=1`` on a machine with spare cores, this is what
+            runs several rows at once; add ``threads=1`` on a CPU.
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -88,6 +93,7 @@ class Options:
     results_dir: Path = ROOT / "results"
     extra: tuple[str, ...] = ()
     dry_run: bool = False
+    parallel_rows: int = 1
 
     @property
     def runs_dir(self) -> Path:
@@ -349,18 +355,22 @@ def collect(spec: Spec, options: Options) -> tuple[list[RowRuns], list[str]]:
     if not launches:
         log.info("%s: every run is in %s", spec.key, folder)
         return rows, problems
-    for row, seeds in launches:
-        command = launch_command(spec, row, seeds, options)
+    commands = [(row, seeds, launch_command(spec, row, seeds, options)) for row, seeds in launches]
+    if options.dry_run:
+        for _, _, command in commands:
+            print(f"python {shlex.join(command[1:])}")
+        return rows, problems
+
+    def launch(row: RowRuns, seeds: list[int], command: list[str]) -> int:
         shown = shlex.join(command[1:])
-        if options.dry_run:
-            print(f"python {shown}")
-            continue
         log.info("%s row %r: running seeds %s: python %s", spec.key, row.row.name, seeds, shown)
-        returncode = run_command(command)
+        return run_command(command)
+
+    with ThreadPoolExecutor(max_workers=options.parallel_rows) as pool:
+        returncodes = list(pool.map(lambda item: launch(*item), commands))
+    for (row, _, _), returncode in zip(commands, returncodes, strict=True):
         if returncode != 0:
             problems.append(f"{spec.key} row {row.row.name!r}: run.py exited with {returncode}")
-    if options.dry_run:
-        return rows, problems
     records = scan_runs(folder)
     assign_runs(rows, records)
     for row in rows:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -138,6 +140,7 @@ def test_command_line_options_and_overrides():
         (["table=2", "seed=1"], "seed is set by the script"),
         (["table=2", "optimizer.lr=0.1,0.2"], "is a sweep"),
         (["table=2", "dry_run=maybe"], "dry_run='maybe'"),
+        (["table=2", "parallel_rows=0"], "parallel_rows='0'"),
         (["tabel2"], "'tabel2'"),
         (["budget=smoke"], "nothing to make"),
     ],
@@ -206,6 +209,28 @@ def test_table_shows_diverged_and_missing_runs(tmp_path, monkeypatch):
     assert "1 completed; diverged: seed 1; missing: seed 2" in text
     assert "SGD, seed 1: diverged (loss nan" in text and "SGD, seed 2: missing" in text
     assert r"($n=1$)" in (tmp_path / "paper" / "table2.tex").read_text()
+
+
+def test_parallel_rows_launch_rows_at_the_same_time(tmp_path, monkeypatch):
+    spec = Spec(
+        key="table2",
+        title="two rows",
+        experiment="mnist_mlp",
+        rows=(SGD_ROW, Row("SGD 0.1", ("optimizer=sgd", "optimizer.lr=0.1"))),
+        metrics=("test_loss",),
+    )
+    both_started = threading.Barrier(2, timeout=10)
+
+    def launch_waiting_for_the_other(command):
+        both_started.wait()  # raises BrokenBarrierError if the rows ran one after the other
+        return 0
+
+    monkeypatch.setattr(paper_runs, "run_command", launch_waiting_for_the_other)
+    _, options = paper.parse_args(["table=2", "seeds=1", "budget=smoke", "parallel_rows=2"])
+    options = dataclasses.replace(options, results_dir=tmp_path)
+    rows, problems = collect(spec, options)
+    assert options.parallel_rows == 2 and len(rows) == 2
+    assert len(problems) == 2 and all("seed 0" in problem for problem in problems)
 
 
 def test_cell_without_completed_runs_says_why(tmp_path, monkeypatch):
