@@ -157,3 +157,41 @@ def test_wae_paper_schedule():
     assert rates[50] == pytest.approx(1e-4) and rates[100] == pytest.approx(1e-5)
     with pytest.raises(ValueError, match="same length"):
         PiecewiseLR(optimizer, milestones=[30, 50], gamma=[0.5])
+
+
+def _smoke_run(tmp_path, experiment: str):
+    from experiments.config import compose
+    from experiments.train import train
+
+    cfg = compose(
+        [
+            f"experiment={experiment}",
+            "optimizer=sgd",
+            "budget=smoke",
+            "progress_bar=false",
+            f"data.cache_dir={tmp_path / 'cache'}",
+        ]
+    )
+    run_dir = tmp_path / experiment
+    train(cfg, run_dir)
+    return run_dir
+
+
+def test_wae_images_show_reconstructions_and_samples(tmp_path):
+    from scripts import wae_images
+
+    run_dir = _smoke_run(tmp_path, "mnist_wae")
+    assert wae_images.main([str(run_dir), "--count", "4"]) == 0
+    png = run_dir / "wae_images.png"
+    assert png.stat().st_size > 1000 and (run_dir / "wae_images.pdf").is_file()
+    model, _ = wae_images.load_run(run_dir)
+    saved = torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(value, saved[key]) for key, value in model.state_dict().items())
+
+
+def test_wae_images_reject_a_run_of_another_model(tmp_path):
+    from scripts import wae_images
+
+    run_dir = _smoke_run(tmp_path, "mnist_mlp")
+    assert wae_images.main([str(run_dir)]) == 2
+    assert wae_images.main([str(tmp_path / "nowhere")]) == 2
