@@ -26,6 +26,7 @@ from experiments import io  # noqa: E402
 from lossgrad import LossGrad, quadratic  # noqa: E402
 from scripts.paper_runs import COMPLETED, Options, RowRuns  # noqa: E402
 from scripts.paper_specs import Spec  # noqa: E402
+from scripts.paper_tables import budget_label  # noqa: E402
 
 log = logging.getLogger(__name__)
 SERIES_COLUMNS = ("panel", "series", "seed", "x", "y")
@@ -162,7 +163,7 @@ def figure3(spec: Spec, rows: list[RowRuns], options: Options) -> list[Path]:
         ncol=min(len(rows), 6),
         fontsize=8,
     )
-    fig.suptitle(f"{spec.title} (budget {options.budget})", fontsize=10)
+    fig.suptitle(f"{spec.title} (budget {budget_label(options)})", fontsize=10)
     stem = options.output_dir / spec.key
     io.write_csv(stem.with_suffix(".csv"), SERIES_COLUMNS, lines)
     return [*save_figure(fig, stem), stem.with_suffix(".csv")]
@@ -208,7 +209,7 @@ def figure4(spec: Spec, rows: list[RowRuns], options: Options) -> list[Path]:
     axes[0].set_title("Test accuracy")
     axes[1].set_title("Step size averaged per epoch")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{spec.title} (budget {options.budget})", fontsize=10)
+    fig.suptitle(f"{spec.title} (budget {budget_label(options)})", fontsize=10)
     stem = options.output_dir / spec.key
     io.write_csv(stem.with_suffix(".csv"), SERIES_COLUMNS, lines)
     return [*save_figure(fig, stem), stem.with_suffix(".csv")]
