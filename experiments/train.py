@@ -315,6 +315,10 @@ class Run:
             disable=not sys.stderr.isatty() or not cfg.get("progress_bar", True),
         )
         started = time.perf_counter()
+        # Without a progress bar (no terminal, as under a launcher), a log line every
+        # progress_log_s seconds, written at the loss checks, which already wait for the device.
+        log_every_s = cfg.get("progress_log_s") if bar.disable else None
+        last_log = started
         steps_done = 0
         for batch in self.train_batches.epoch(self.shuffle_generator):
             if steps_done >= limit:
@@ -331,6 +335,21 @@ class Run:
                 if not math.isfinite(value):
                     raise Diverged(f"loss {value} at step {step}")
                 bar.set_postfix(loss=f"{value:.4g}", lr=f"{float(lr):.3g}", refresh=False)
+                now = time.perf_counter()
+                if log_every_s and now - last_log >= log_every_s and steps_done < limit:
+                    last_log = now
+                    remaining = (now - started) / steps_done * (limit - steps_done)
+                    log.info(
+                        "epoch %d/%d  step %d/%d  loss %.4g  lr %.3g  (%.0fs, about %.0fs left)",
+                        epoch + 1,
+                        cfg.epochs,
+                        steps_done,
+                        limit,
+                        value,
+                        float(lr),
+                        now - started,
+                        remaining,
+                    )
             bar.update(1)
         bar.close()
         elapsed = time.perf_counter() - started

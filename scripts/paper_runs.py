@@ -48,6 +48,7 @@ IGNORED_KEYS = frozenset(
         "resume",
         "skip_completed",
         "progress_bar",
+        "progress_log_s",
         "results_dir",
         "check_every",
         "compile",

@@ -158,3 +158,19 @@ def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path):
 def test_non_finite_values_are_written_as_null(tmp_path):
     io.write_json(tmp_path / "m.json", {"loss": float("nan"), "acc": 0.5})
     assert json.loads((tmp_path / "m.json").read_text()) == {"loss": None, "acc": 0.5}
+
+
+def test_progress_is_logged_during_an_epoch_without_a_terminal(tmp_path, caplog):
+    cfg = smoke_config(tmp_path, "optimizer=lossgrad", "check_every=1", "progress_log_s=1e-9")
+    with caplog.at_level("INFO", logger="experiments.train"):
+        train(cfg, tmp_path / "run")
+    lines = [r.getMessage() for r in caplog.records if "left)" in r.getMessage()]
+    # three steps per epoch at the smoke budget: lines after steps 1 and 2 of each epoch
+    assert [line.split("  ")[1] for line in lines] == ["step 1/3", "step 2/3"] * 2
+    assert all("loss " in line and "lr " in line for line in lines)
+
+    caplog.clear()
+    quiet = smoke_config(tmp_path, "optimizer=sgd", "check_every=1", "progress_log_s=null")
+    with caplog.at_level("INFO", logger="experiments.train"):
+        train(quiet, tmp_path / "quiet")
+    assert not [r for r in caplog.records if "left)" in r.getMessage()]
