@@ -127,7 +127,13 @@ def provenance(rows: list[RowRuns]) -> dict[str, str]:
     wall = sum(float(run.metrics.get("wall_time_s") or 0.0) for run in runs)
 
     def counted(counter: Counter) -> str:
-        return ", ".join(f"{key} ({count} runs)" for key, count in counter.most_common()) or "-"
+        return (
+            ", ".join(
+                f"{key} ({count} run{'s' if count != 1 else ''})"
+                for key, count in counter.most_common()
+            )
+            or "-"
+        )
 
     return {
         "commits": counted(commits),
