@@ -137,6 +137,12 @@ def build_optimizer(cfg_optimizer: DictConfig, params, model: torch.nn.Module | 
     return factory(params)
 
 
+def build_model(cfg_model: DictConfig, **kwargs) -> torch.nn.Module:
+    """Builds the model named by ``cfg_model``; ``kwargs`` are what the data set adds (such as
+    IMDb's vocabulary size and embedding)."""
+    return instantiate(_without_name(cfg_model), **kwargs)
+
+
 def build_scheduler(cfg_scheduler: DictConfig, optimizer):
     spec = _without_name(cfg_scheduler)
     if not spec.get("_target_"):
@@ -201,7 +207,7 @@ class Run:
         self.train_batches, self.test_batches, info = build_data(
             cfg.data, self.device, seed=cfg.seed
         )
-        model = instantiate(_without_name(cfg.model), **info.get("model_kwargs", {}))
+        model = build_model(cfg.model, **info.get("model_kwargs", {}))
         init = cfg.model_init
         initialise(model, init.scheme, init.weight_std, init.bias)
         self.model = model.to(self.device)
@@ -331,10 +337,10 @@ class Run:
                 logged.append(torch.stack([lr.to(loss), ratio.to(loss), loss]))
                 logged_steps.append(step)
             if steps_done % cfg.check_every == 0 or steps_done == limit:
-                value = float(loss)
+                value, lr_value = float(loss), float(lr)
                 if not math.isfinite(value):
                     raise Diverged(f"loss {value} at step {step}")
-                bar.set_postfix(loss=f"{value:.4g}", lr=f"{float(lr):.3g}", refresh=False)
+                bar.set_postfix(loss=f"{value:.4g}", lr=f"{lr_value:.3g}", refresh=False)
                 now = time.perf_counter()
                 if log_every_s and now - last_log >= log_every_s and steps_done < limit:
                     last_log = now
@@ -346,7 +352,7 @@ class Run:
                         steps_done,
                         limit,
                         value,
-                        float(lr),
+                        lr_value,
                         now - started,
                         remaining,
                     )

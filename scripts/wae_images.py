@@ -19,11 +19,10 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from datasets import build_data
-from experiments.train import CHECKPOINT, CONFIG
+from experiments.train import CHECKPOINT, CONFIG, build_model
 from scripts.figures import plt, save_figure
 
 log = logging.getLogger("scripts.wae_images")
@@ -41,9 +40,7 @@ def load_run(run_dir: Path) -> tuple[torch.nn.Module, dict]:
             f"{run_dir} is a run of model {cfg.model.get('name')!r}; expected a WAE run "
             "(experiment=mnist_wae or celeba_wae)"
         )
-    spec = OmegaConf.to_container(cfg.model, resolve=True)
-    spec.pop("name", None)
-    model = instantiate(spec)
+    model = build_model(cfg.model)
     state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     model.eval()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import shutil
@@ -226,8 +225,8 @@ def test_parallel_rows_launch_rows_at_the_same_time(tmp_path, monkeypatch):
         return 0
 
     monkeypatch.setattr(paper_runs, "run_command", launch_waiting_for_the_other)
-    _, options = paper.parse_args(["table=2", "seeds=1", "budget=smoke", "parallel_rows=2"])
-    options = dataclasses.replace(options, results_dir=tmp_path)
+    argv = ["table=2", "seeds=1", "budget=smoke", "parallel_rows=2", f"results_dir={tmp_path}"]
+    _, options = paper.parse_args(argv)
     rows, problems = collect(spec, options)
     assert options.parallel_rows == 2 and len(rows) == 2
     assert len(problems) == 2 and all("seed 0" in problem for problem in problems)
